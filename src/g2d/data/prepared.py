@@ -1,0 +1,214 @@
+"""The prepared-dataset format every dataset is turned into once, and its fast loader.
+
+Layout of a prepared dataset directory (written atomically: built in ``<dir>.tmp-<pid>`` and
+renamed; ``meta.json`` is written last inside the temp dir)::
+
+    <prepared_dir>/
+      meta.json                      # see PreparedMeta below
+      <split>/<modality>.npy         # (N, *shape), float16 or float32, memory-mapped at load
+      <split>/labels.npy             # (N,) int64 class index, or float32 in [0, 1] (regression)
+      <split>/ids.npy                # (N,) sample ids (unicode strings), unique within the dataset
+
+Splits are ``train``, ``val`` and ``test``. Rows are aligned across modalities by position; the
+ids make that alignment checkable (``check_alignment``) and key the teacher-output caches.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import DataError
+
+FORMAT_VERSION = 1
+SPLITS = ("train", "val", "test")
+
+__all__ = ["FORMAT_VERSION", "SPLITS", "write_prepared", "read_meta", "PreparedDataset", "atomic_dir"]
+
+
+class atomic_dir:
+    """Context manager: yields a temp dir next to ``final``; on success renames it to ``final``.
+
+    On error the temp dir is removed, so a half-written dataset is never visible.
+    """
+
+    def __init__(self, final: str | Path):
+        self.final = Path(final)
+        self.tmp = self.final.with_name(f"{self.final.name}.tmp-{os.getpid()}")
+
+    def __enter__(self) -> Path:
+        if self.tmp.exists():
+            shutil.rmtree(self.tmp)
+        self.tmp.mkdir(parents=True)
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return False
+        if self.final.exists():
+            old = self.final.with_name(f"{self.final.name}.old-{os.getpid()}")
+            self.final.rename(old)
+            self.tmp.rename(self.final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            self.final.parent.mkdir(parents=True, exist_ok=True)
+            self.tmp.rename(self.final)
+        return False
+
+
+def write_prepared(out_dir: str | Path, *, dataset: str, task: str, classes: list[str] | None,
+                   splits: Mapping[str, Mapping[str, np.ndarray]], labels: Mapping[str, np.ndarray],
+                   ids: Mapping[str, np.ndarray], params: dict | None = None,
+                   extra: dict | None = None, dtype: str = "float16") -> dict:
+    """Write arrays into ``out_dir`` (normally the temp dir from :class:`atomic_dir`).
+
+    ``splits[split][modality]`` is an (N, *shape) array; ``labels[split]`` and ``ids[split]`` (N,).
+    Checks shapes, label range, finite values and id uniqueness; raises DataError otherwise.
+    Returns the meta dict (also written as meta.json, last).
+    """
+    out = Path(out_dir)
+    if task not in ("classification", "regression"):
+        raise DataError(f"{dataset}: task must be classification or regression, got {task!r}")
+    modalities: dict[str, dict] = {}
+    sizes: dict[str, int] = {}
+    seen_ids: set[str] = set()
+    for split, mods in splits.items():
+        if split not in SPLITS:
+            raise DataError(f"{dataset}: unknown split {split!r} (expected {SPLITS})")
+        y = np.asarray(labels[split])
+        sid = np.asarray(ids[split]).astype(str)
+        n = len(y)
+        if len(sid) != n:
+            raise DataError(f"{dataset}/{split}: {len(sid)} ids for {n} labels")
+        if len(set(sid.tolist())) != n or seen_ids.intersection(sid.tolist()):
+            raise DataError(f"{dataset}/{split}: sample ids are not unique across splits")
+        seen_ids.update(sid.tolist())
+        if task == "classification":
+            y = y.astype(np.int64)
+            if n and (y.min() < 0 or (classes is not None and y.max() >= len(classes))):
+                raise DataError(f"{dataset}/{split}: label outside the class list (range {y.min()}..{y.max()}, {len(classes or [])} classes)")
+        else:
+            y = y.astype(np.float32)
+            if n and (not np.isfinite(y).all() or y.min() < 0 or y.max() > 1):
+                raise DataError(f"{dataset}/{split}: regression targets must be finite and scaled to [0, 1]")
+        (out / split).mkdir(parents=True, exist_ok=True)
+        for mod, arr in mods.items():
+            arr = np.asarray(arr)
+            if arr.shape[0] != n:
+                raise DataError(f"{dataset}/{split}/{mod}: {arr.shape[0]} rows for {n} labels (mismatched sample ids between modalities)")
+            if not np.isfinite(arr).all():
+                raise DataError(f"{dataset}/{split}/{mod}: contains NaN or Inf")
+            shape = list(arr.shape[1:])
+            if mod in modalities and modalities[mod]["shape"] != shape:
+                raise DataError(f"{dataset}/{split}/{mod}: shape {shape} differs from other splits {modalities[mod]['shape']}")
+            modalities[mod] = {"shape": shape, "dtype": dtype}
+            np.save(out / split / f"{mod}.npy", arr.astype(dtype))
+        np.save(out / split / "labels.npy", y)
+        np.save(out / split / "ids.npy", sid)
+        sizes[split] = n
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "dataset": dataset,
+        "task": task,
+        "classes": list(classes) if classes is not None else None,
+        "modalities": modalities,
+        "splits": sizes,
+        "params": params or {},
+    }
+    if extra:
+        meta.update(extra)
+    tmp = out / "meta.json.tmp"
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    tmp.replace(out / "meta.json")
+    return meta
+
+
+def read_meta(prepared_dir: str | Path) -> dict:
+    p = Path(prepared_dir) / "meta.json"
+    if not p.is_file():
+        raise DataError(f"{p}: prepared dataset not found (run `g2d prepare` first)")
+    try:
+        meta = json.loads(p.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{p}: corrupt meta.json ({exc.msg})") from None
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise DataError(f"{p}: format_version {meta.get('format_version')} != {FORMAT_VERSION}; re-run `g2d prepare`")
+    return meta
+
+
+@dataclass
+class Sample:
+    index: int
+    x: dict
+    y: object
+
+
+class PreparedDataset(Dataset):
+    """Loads one split of a prepared dataset with memory-mapped arrays.
+
+    ``__getitem__`` returns ``(index, {modality: float32 tensor}, label)``; ``index`` is the row
+    position in the split (the key of teacher-output caches). ``transforms`` maps a modality to
+    a callable applied to its tensor (training-time augmentation).
+    """
+
+    def __init__(self, prepared_dir: str | Path, split: str, modalities: list[str] | None = None,
+                 transforms: Mapping[str, Callable] | None = None, limit: int | None = None):
+        self.root = Path(prepared_dir)
+        self.meta = read_meta(self.root)
+        if split not in self.meta["splits"]:
+            raise DataError(f"{self.root}: no split {split!r} (has {list(self.meta['splits'])})")
+        self.split = split
+        all_mods = list(self.meta["modalities"])
+        self.modalities = list(modalities) if modalities else all_mods
+        for m in self.modalities:
+            if m not in all_mods:
+                raise DataError(f"{self.root}: no modality {m!r} (has {all_mods})")
+        self.transforms = dict(transforms or {})
+        d = self.root / split
+        self.arrays = {}
+        for m in self.modalities:
+            f = d / f"{m}.npy"
+            try:
+                self.arrays[m] = np.load(f, mmap_mode="r")
+            except (OSError, ValueError) as exc:
+                raise DataError(f"{f}: cannot read ({exc})") from None
+        try:
+            self.labels = np.load(d / "labels.npy")
+            self.ids = np.load(d / "ids.npy")
+        except (OSError, ValueError) as exc:
+            raise DataError(f"{d}: cannot read labels/ids ({exc})") from None
+        n = len(self.labels)
+        for m, a in self.arrays.items():
+            if a.shape[0] != n:
+                raise DataError(f"{d / (m + '.npy')}: {a.shape[0]} rows but {n} labels")
+        self.n = n if limit is None else min(n, limit)
+        self.task = self.meta["task"]
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int):
+        x = {}
+        for m, a in self.arrays.items():
+            t = torch.from_numpy(np.asarray(a[i], dtype=np.float32))
+            if m in self.transforms:
+                t = self.transforms[m](t)
+            x[m] = t
+        y = self.labels[i]
+        y = torch.tensor(y, dtype=torch.long if self.task == "classification" else torch.float32)
+        return i, x, y
+
+    def load_all(self) -> tuple[dict, torch.Tensor]:
+        """Whole split as float32 tensors (small datasets; used by fast in-memory loaders)."""
+        x = {m: torch.from_numpy(np.asarray(a[: self.n], dtype=np.float32)) for m, a in self.arrays.items()}
+        y = torch.from_numpy(np.asarray(self.labels[: self.n]))
+        return x, y
