@@ -24,7 +24,9 @@ from jsonschema import Draft202012Validator, validators
 
 from .errors import ConfigError
 
-__all__ = ["load_config", "validate_config", "apply_overrides", "config_hash", "schema", "dataset_dirs"]
+RUN_HASH_EXCLUDE = ("train.epochs", "train.patience", "train.threads", "dataset.num_workers", "teacher.epochs")
+
+__all__ = ["RUN_HASH_EXCLUDE", "load_config", "validate_config", "apply_overrides", "config_hash", "schema", "dataset_dirs"]
 
 
 def schema() -> dict:
@@ -154,8 +156,21 @@ def load_config(path: str | Path | None = None, overrides: Iterable[str] | None 
     return validate_config(cfg, source)
 
 
-def config_hash(cfg: dict, keys: Iterable[str] | None = None) -> str:
-    """Short stable hash of the config (or of the listed top-level/dotted keys)."""
+def config_hash(cfg: dict, keys: Iterable[str] | None = None, exclude: Iterable[str] = ()) -> str:
+    """Short stable hash of the config (or of the listed top-level/dotted keys), minus ``exclude``.
+
+    Run hashes exclude keys that may change without invalidating a checkpoint: ``train.epochs``
+    (extending a run resumes it), ``train.patience``, ``train.threads``, ``dataset.num_workers``.
+    """
+    if exclude:
+        cfg = copy.deepcopy(cfg)
+        for k in exclude:
+            parts = k.split(".")
+            node = cfg
+            for p in parts[:-1]:
+                node = node.get(p) if isinstance(node, dict) else None
+            if isinstance(node, dict):
+                node.pop(parts[-1], None)
     if keys is not None:
         sub = {}
         for k in keys:

@@ -199,7 +199,7 @@ class PreparedDataset(Dataset):
     def __getitem__(self, i: int):
         x = {}
         for m, a in self.arrays.items():
-            t = torch.from_numpy(np.asarray(a[i], dtype=np.float32))
+            t = torch.from_numpy(np.array(a[i], dtype=np.float32))
             if m in self.transforms:
                 t = self.transforms[m](t)
             x[m] = t

@@ -1,0 +1,1 @@
+"""Trainers: unimodal teachers, teacher-output caching, multimodal students."""
