@@ -180,7 +180,7 @@ def _register_extra(sub) -> None:
     """Verbs that live in other modules (report, tables, bench, evaluate): each module exposes
     ``add_parser(subparsers)``; missing optional modules are skipped."""
     import importlib
-    for mod in ("g2d.analysis.cli", "g2d.bench"):
+    for mod in ("g2d.analysis.cli", "g2d.analysis.tables", "g2d.evaluate", "g2d.bench"):
         try:
             m = importlib.import_module(mod)
         except ModuleNotFoundError as exc:
