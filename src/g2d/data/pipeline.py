@@ -18,9 +18,14 @@ from .registry import get_dataset
 __all__ = ["acquire", "prepare", "prepared_hash"]
 
 
+# Parameters that change how preprocessing runs, not what it produces: not part of the hash.
+RUNTIME_PARAMS = frozenset({"progress", "workers", "download_workers", "retries", "timeout"})
+
+
 def prepared_hash(cfg: dict) -> str:
     spec = get_dataset(cfg["dataset"]["name"])
-    return config_hash({"dataset": spec.name, "params": spec.params(cfg["dataset"]["params"]), "format": FORMAT_VERSION})
+    params = {k: v for k, v in spec.params(cfg["dataset"]["params"]).items() if k not in RUNTIME_PARAMS}
+    return config_hash({"dataset": spec.name, "params": params, "format": FORMAT_VERSION})
 
 
 def acquire(cfg: dict, log=print) -> Path:

@@ -105,13 +105,11 @@ def write_prepared(out_dir: str | Path, *, dataset: str, task: str, classes: lis
             arr = np.asarray(arr)
             if arr.shape[0] != n:
                 raise DataError(f"{dataset}/{split}/{mod}: {arr.shape[0]} rows for {n} labels (mismatched sample ids between modalities)")
-            if not np.isfinite(arr).all():
-                raise DataError(f"{dataset}/{split}/{mod}: contains NaN or Inf")
             shape = list(arr.shape[1:])
             if mod in modalities and modalities[mod]["shape"] != shape:
                 raise DataError(f"{dataset}/{split}/{mod}: shape {shape} differs from other splits {modalities[mod]['shape']}")
             modalities[mod] = {"shape": shape, "dtype": dtype}
-            np.save(out / split / f"{mod}.npy", arr.astype(dtype))
+            _save_checked(out / split / f"{mod}.npy", arr, dtype, f"{dataset}/{split}/{mod}")
         np.save(out / split / "labels.npy", y)
         np.save(out / split / "ids.npy", sid)
         sizes[split] = n
@@ -130,6 +128,23 @@ def write_prepared(out_dir: str | Path, *, dataset: str, task: str, classes: lis
     tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
     tmp.replace(out / "meta.json")
     return meta
+
+
+def _save_checked(path: Path, arr: np.ndarray, dtype: str, where: str, chunk_bytes: int = 1 << 28) -> None:
+    """Save ``arr`` as ``dtype`` in row chunks (bounded memory, so memory-mapped inputs larger than
+    RAM work), checking finiteness after the cast (a float16 overflow is caught too)."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=arr.shape)
+    step = max(1, chunk_bytes // max(1, arr[:1].nbytes))
+    try:
+        for i in range(0, max(arr.shape[0], 1), step):
+            with np.errstate(over="ignore", invalid="ignore"):
+                blk = np.asarray(arr[i:i + step]).astype(dtype)
+            if not np.isfinite(blk).all():
+                raise DataError(f"{where}: contains NaN or Inf (or values too large for {dtype})")
+            out[i:i + step] = blk
+        out.flush()
+    finally:
+        del out
 
 
 def read_meta(prepared_dir: str | Path) -> dict:

@@ -12,7 +12,7 @@ from .encoders import build_encoder
 from .fusion import build_fusion
 from .init import init_weights
 
-__all__ = ["UnimodalModel", "MultimodalModel", "ModelOutput", "build_teacher", "build_student", "encoder_spec"]
+__all__ = ["UnimodalModel", "MultimodalModel", "ModelOutput", "build_teacher", "build_student", "encoder_spec", "num_outputs"]
 
 
 class UnimodalModel(nn.Module):
@@ -72,10 +72,18 @@ def encoder_spec(cfg: dict, spec, modality: str) -> dict:
     return base
 
 
+def num_outputs(spec, meta: dict) -> int:
+    """Output width: number of classes (from the prepared meta when the dataset's class list is
+    data-dependent, e.g. VGGSound), or 1 for regression."""
+    if spec.task == "regression":
+        return 1
+    return len(meta.get("classes") or spec.classes)
+
+
 def build_teacher(cfg: dict, spec, meta: dict, modality: str) -> UnimodalModel:
     shape = tuple(meta["modalities"][modality]["shape"])
     enc = build_encoder(encoder_spec(cfg, spec, modality), shape, key=f"model.encoders.{modality}")
-    return UnimodalModel(enc, spec.num_outputs)
+    return UnimodalModel(enc, num_outputs(spec, meta))
 
 
 def build_student(cfg: dict, spec, meta: dict, modalities: Sequence[str], fusion: str) -> MultimodalModel:
@@ -83,5 +91,5 @@ def build_student(cfg: dict, spec, meta: dict, modalities: Sequence[str], fusion
     for m in modalities:
         shape = tuple(meta["modalities"][m]["shape"])
         encs[m] = build_encoder(encoder_spec(cfg, spec, m), shape, key=f"model.encoders.{m}")
-    fus = build_fusion(fusion, [encs[m].out_dim for m in modalities], spec.num_outputs, cfg["model"]["fusion_dim"])
+    fus = build_fusion(fusion, [encs[m].out_dim for m in modalities], num_outputs(spec, meta), cfg["model"]["fusion_dim"])
     return MultimodalModel(encs, fus)

@@ -29,7 +29,7 @@ from ..data.prepared import read_meta
 from ..data.registry import get_dataset
 from ..errors import ConfigError, DataError
 from ..methods import Batch, Stepper, get_method
-from ..models.nets import build_student
+from ..models.nets import build_student, num_outputs
 from ..smp import confidences
 from .common import apply_threads, autocast_factory, move_batch, resolve_device, safe_load, seed_everything, write_json
 from .evaluate import collect_multimodal, task_metrics
@@ -128,7 +128,7 @@ def train_student(cfg: dict, method: str, fusion: str, seed: int, teachers: Mapp
     meta = read_meta(prepared)
     mods = resolve_modalities(cfg, meta, modalities)
     teachers = dict(teachers or {})
-    task, ncls = spec.task, (len(spec.classes) if spec.classes else None)
+    task, ncls = spec.task, (num_outputs(spec, meta) if spec.task == "classification" else None)
     tmetrics = _teacher_metrics(teachers)
     meth = get_method(method)(cfg, mods, task, {m: tmetrics.get(m, {}) for m in mods})
     missing = [m for m in mods if m not in teachers]

@@ -20,7 +20,7 @@ from ..data.registry import get_dataset
 from ..errors import ConfigError, DataError
 from ..losses import task_loss
 from ..methods.base import check_finite
-from ..models.nets import UnimodalModel, build_teacher
+from ..models.nets import UnimodalModel, build_teacher, num_outputs
 from .common import (CKPT_VERSION, apply_threads, atomic_save, autocast_factory, make_loader, move_batch,
                      resolve_device, safe_load, seed_everything, write_json)
 from .evaluate import collect_unimodal, task_metrics
@@ -88,7 +88,7 @@ def train_teacher(cfg: dict, modality: str, seed: int, out_dir: str | Path, log=
     epochs = cfg["teacher"]["epochs"] or cfg["train"]["epochs"]
     opt, sched = make_optimizer(cfg, model.parameters(), lr)
     loaders = _loaders(cfg, prepared, [modality], seed, cfg["dataset"]["augment"], spec, device)
-    task, ncls = spec.task, (len(spec.classes) if spec.classes else None)
+    task, ncls = spec.task, (num_outputs(spec, meta) if spec.task == "classification" else None)
     h = teacher_hash(cfg, modality, seed)
     scale = _target_scale(meta)
 
