@@ -10,10 +10,12 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
-container: config.get("container", "docker://ghcr.io/g2d-project/g2d:0.1.0-cuda")
+include: "workflow/rules/common.smk"  # validates the config and fills the schema defaults
 
 
-include: "workflow/rules/common.smk"
+container: config["container"]  # the project image (containers/); used with --use-singularity
+
+
 include: "workflow/rules/data.smk"
 include: "workflow/rules/teachers.smk"
 include: "workflow/rules/students.smk"
@@ -26,4 +28,5 @@ rule all:
     input:
         f"{R}/summary.csv",
         REPORT_TARGETS,
+        TABLE_TARGETS,
     default_target: True
