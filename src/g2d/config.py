@@ -12,6 +12,7 @@ and the key.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import math
@@ -30,8 +31,14 @@ __all__ = ["RUN_HASH_EXCLUDE", "load_config", "validate_config", "apply_override
 
 
 def schema() -> dict:
+    return copy.deepcopy(_schema())
+
+
+@functools.lru_cache(maxsize=1)
+def _schema() -> dict:
+    """The parsed schema, read once per process (validation runs for every Snakemake job)."""
     text = resources.files("g2d").joinpath("schemas/config.schema.yaml").read_text()
-    return yaml.safe_load(text)
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 def _extend_with_default(validator_class):
@@ -66,7 +73,7 @@ def validate_config(cfg: dict, source: str = "<config>") -> dict:
     if not isinstance(cfg, dict):
         raise ConfigError(f"{source}: the config must be a mapping, got {type(cfg).__name__}")
     _check_finite(cfg, "", source)
-    validator = _DefaultFillingValidator(schema())
+    validator = _DefaultFillingValidator(_schema())
     errors = sorted(validator.iter_errors(cfg), key=lambda e: (len(e.path), list(map(str, e.path))))
     if errors:
         err = errors[0]

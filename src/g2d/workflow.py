@@ -7,7 +7,10 @@ exactly the steps whose config changed (passed as a rule ``params``).
 
 from __future__ import annotations
 
+import copy
 import hashlib
+import json
+import re
 from pathlib import Path
 
 import yaml
@@ -16,10 +19,12 @@ from .config import RUN_HASH_EXCLUDE, config_hash, dataset_dirs, validate_config
 from .data.registry import get_dataset
 
 __all__ = ["write_config", "results", "prepared_meta", "teacher_dir", "run_dir", "modalities", "modset_modalities",
-           "study_runs", "variant_overrides", "step_key", "rule_resources", "student_targets"]
+           "study_runs", "variant_overrides", "step_key", "rule_resources", "student_targets", "dataset_config",
+           "dataset_config_file", "extra_prepared_dirs", "extra_prepared_regex", "dataset_of_prepared"]
 
 MAIN = "main"
 ALL = "all"
+_WRITTEN: dict[tuple[str, str], str] = {}
 
 
 def write_config(config: dict, workdir: str | Path = ".") -> str:
@@ -28,9 +33,13 @@ def write_config(config: dict, workdir: str | Path = ".") -> str:
     The file name carries the config's hash, so concurrent workflows never share one; it is
     rewritten only when missing (same hash = same content).
     """
+    key = (json.dumps(config, sort_keys=True, default=str), str(workdir))
+    if key in _WRITTEN and Path(_WRITTEN[key]).is_file():
+        return _WRITTEN[key]
     cfg = validate_config(dict(config), "snakemake config")
     h = config_hash(cfg)
     p = Path(workdir) / cfg["paths"]["results"] / ".configs" / f"{h}.yaml"
+    _WRITTEN[key] = str(p)
     if not p.is_file():
         p.parent.mkdir(parents=True, exist_ok=True)
         tmp = p.with_name(f".{p.name}.tmp")
@@ -43,28 +52,114 @@ def results(config: dict) -> str:
     return config["paths"]["results"]
 
 
-def dataset(config: dict) -> str:
-    return config["dataset"]["name"]
+def dataset(config: dict, dataset: str | None = None) -> str:
+    """The dataset a path belongs to: ``dataset`` when given, else the config's ``dataset.name``."""
+    return dataset or config["dataset"]["name"]
 
 
-def prepared_meta(config: dict) -> str:
-    return str(dataset_dirs(config)[1] / "meta.json")
+# ---- several datasets in one workflow ------------------------------------------------------------
+# The config names ONE dataset (``dataset.name``, the "main" one). Tables bound to another dataset
+# (Table 2 on a 3-modality set, Table 3 on a regression set) run their steps with a derived config:
+# the main config "rebased" on that dataset (dataset-bound keys reset) with the overlay
+# ``tables.datasets.<name>`` merged over it. Its runs live under ``results/<name>/...``.
+
+#: keys reset when rebasing the config on another dataset (their values belong to the main dataset)
+_DATASET_BOUND = {"dataset": {"params": {}, "raw_dir": None, "prepared_dir": None, "source_dir": None,
+                              "modalities": None},
+                  "model": {"encoders": {}}, "g2d": {"schedule": None}}
+_DS_CACHE: dict[tuple[str, str], dict] = {}
 
 
-def modalities(config: dict) -> list[str]:
-    return list(config["dataset"]["modalities"] or get_dataset(dataset(config)).modalities)
+def _merge(base: dict, over: dict) -> dict:
+    """Deep merge; an empty mapping in ``over`` replaces (resets) the value."""
+    out = dict(base)
+    for k, v in (over or {}).items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) and v else v
+    return out
 
 
-def modset_modalities(config: dict, modset: str) -> list[str]:
-    return modalities(config) if modset == ALL else modset.split("+")
+def dataset_config(config: dict, dataset: str | None = None) -> dict:
+    """The validated config the steps of ``dataset`` run with (the config itself for the main dataset).
+
+    Other datasets: the main config with the dataset-bound keys reset (``dataset.params``, raw/prepared
+    dirs, ``dataset.modalities``, ``model.encoders``, ``g2d.schedule``), then ``dataset.name`` set and
+    the overlay ``tables.datasets.<dataset>`` (any config keys) merged over it.
+    """
+    main = config["dataset"]["name"]
+    if dataset is None or dataset == main:
+        return config
+    key = (json.dumps(config, sort_keys=True, default=str), dataset)
+    if key not in _DS_CACHE:
+        over = ((config.get("tables") or {}).get("datasets") or {}).get(dataset) or {}
+        cfg = _merge(copy.deepcopy(config), _DATASET_BOUND)
+        cfg = _merge(cfg, {"dataset": {"name": dataset}})
+        cfg = _merge(cfg, copy.deepcopy(over))
+        cfg["dataset"]["name"] = dataset
+        _DS_CACHE[key] = validate_config(cfg, f"config rebased on dataset '{dataset}' (tables.datasets.{dataset})")
+    return _DS_CACHE[key]
 
 
-def teacher_dir(config: dict, modality: str, seed) -> str:
-    return f"{results(config)}/{dataset(config)}/teachers/{modality}/s{seed}"
+def dataset_config_file(config: dict, dataset: str | None = None, workdir: str | Path = ".") -> str:
+    """Path of the written, validated config for ``dataset`` (see :func:`dataset_config`)."""
+    return write_config(dataset_config(config, dataset), workdir)
 
 
-def run_dir(config: dict, method: str, fusion: str, seed, modset: str = ALL, variant: str = MAIN) -> str:
-    return f"{results(config)}/{dataset(config)}/runs/{variant}/{modset}/{method}/{fusion}/s{seed}"
+def prepared_meta(config: dict, dataset: str | None = None) -> str:
+    return str(dataset_dirs(dataset_config(config, dataset))[1] / "meta.json")
+
+
+def extra_prepared_dirs(config: dict) -> dict[str, str]:
+    """{prepared dir: dataset} of the other datasets the tables use (rule prepare_extra_data).
+
+    A dataset whose derived config is invalid (e.g. not installed) is left out here; the table
+    that needs it reports the problem."""
+    from .errors import ConfigError
+    from .tables_plan import table_datasets
+    main = config["dataset"]["name"]
+    out = {}
+    try:
+        names = table_datasets(config)
+    except ConfigError:
+        return out
+    for d in names:
+        if d == main:
+            continue
+        try:
+            out[str(dataset_dirs(dataset_config(config, d))[1])] = d
+        except ConfigError:
+            continue
+    return out
+
+
+def extra_prepared_regex(config: dict) -> str:
+    """Wildcard constraint matching exactly the prepared dirs of :func:`extra_prepared_dirs`."""
+    dirs = extra_prepared_dirs(config)
+    return "|".join(re.escape(d) for d in dirs) if dirs else "(?!x)x"
+
+
+def dataset_of_prepared(config: dict, prepared: str) -> str:
+    return extra_prepared_dirs(config)[prepared]
+
+
+def modalities(config: dict, dataset: str | None = None) -> list[str]:
+    cfg = dataset_config(config, dataset)
+    return list(cfg["dataset"]["modalities"] or get_dataset(cfg["dataset"]["name"]).modalities)
+
+
+def modset_modalities(config: dict, modset: str, dataset: str | None = None) -> list[str]:
+    return modalities(config, dataset) if modset == ALL else modset.split("+")
+
+
+def teacher_dir(config: dict, modality: str, seed, dataset: str | None = None) -> str:
+    return f"{results(config)}/{_ds(config, dataset)}/teachers/{modality}/s{seed}"
+
+
+def run_dir(config: dict, method: str, fusion: str, seed, modset: str = ALL, variant: str = MAIN,
+            dataset: str | None = None) -> str:
+    return f"{results(config)}/{_ds(config, dataset)}/runs/{variant}/{modset}/{method}/{fusion}/s{seed}"
+
+
+_ds = dataset
 
 
 def student_targets(config: dict, methods=None, fusions=None, seeds=None, modset: str = ALL,
@@ -79,15 +174,22 @@ def study_runs(config: dict) -> list[str]:
 
 
 def variant_overrides(config: dict, variant: str) -> list[str]:
-    """``--set`` overrides of a named variant (config ``tables.variants``); none for ``main``."""
+    """``--set`` overrides of a named variant; none for ``main``.
+
+    Variants are named in config ``tables.variants`` ({name: {dotted.key: value}}) or generated by
+    the table plans (g2d.tables_plan: schedules of Table 7, the (alpha, beta) grid of Table 12,
+    per-table epochs).
+    """
     if variant == MAIN:
         return []
     variants = (config.get("tables") or {}).get("variants") or {}
-    if variant not in variants:
-        from .errors import ConfigError
-        raise ConfigError(f"key 'tables.variants': unknown variant '{variant}'")
+    if variant in variants:
+        over = variants[variant]
+    else:
+        from .tables_plan import lookup_variant
+        over = lookup_variant(config, variant)
     return [f"{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
-            for k, v in variants[variant].items()]
+            for k, v in over.items()]
 
 
 def step_key(config: dict, step: str, **wc) -> str:

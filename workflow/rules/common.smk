@@ -13,6 +13,7 @@ RES_TRAIN = W.rule_resources(config, "train")
 
 
 wildcard_constraints:
+    dataset=r"[A-Za-z0-9_]+",
     seed=r"\d+",
     modality=r"[A-Za-z0-9_]+",
     method=r"[A-Za-z0-9_]+",
