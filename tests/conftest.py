@@ -52,14 +52,16 @@ def _write_synth(out, name, modalities, n_classes, seed, sizes=(96, 32, 32)):
     import numpy as np
     from g2d.data.prepared import write_prepared
     rng = np.random.default_rng(seed)
+    # class centres shared by all splits; the first modality is the informative (dominant) one
+    centers = {m: rng.standard_normal((n_classes, dim)) * (1.5 if j == 0 else 0.4)
+               for j, (m, dim) in enumerate(modalities.items())}
     splits, labels, ids = {}, {}, {}
     off = 0
     for split, n in zip(("train", "val", "test"), sizes):
         y = rng.integers(0, n_classes, n)
         mods = {}
-        for j, (m, dim) in enumerate(modalities.items()):
-            centers = rng.standard_normal((n_classes, dim)) * (1.5 if j == 0 else 0.4)
-            mods[m] = (centers[y] + rng.standard_normal((n, dim))).astype(np.float32)
+        for m, dim in modalities.items():
+            mods[m] = (centers[m][y] + rng.standard_normal((n, dim))).astype(np.float32)
         splits[split], labels[split] = mods, y
         ids[split] = np.array([f"s{off + i}" for i in range(n)])
         off += n
