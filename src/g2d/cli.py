@@ -90,11 +90,25 @@ def cmd_cache_teacher(args) -> None:
     _log(f"[g2d] teacher outputs cached at {p}")
 
 
+def _check_names(method: str | None = None, fusion: str | None = None) -> None:
+    """Unknown --method / --fusion: one line naming the argument, before any data is read."""
+    from .methods import available_methods
+    from .models.fusion import available_fusions
+    for opt, name, known in (("--method", method, available_methods), ("--fusion", fusion, available_fusions)):
+        if name is not None and name not in known():
+            raise ConfigError(f"{opt}: unknown name '{name}' (known: {', '.join(known())})")
+
+
 def cmd_train_student(args) -> None:
     from .train.student import train_student
+    _check_names(args.method, args.fusion)
     cfg = _cfg(args)
     mods = args.modalities.split(",") if args.modalities else None
-    m = train_student(cfg, args.method, args.fusion or cfg["model"]["fusion"], args.seed, _teachers(args.teacher),
+    teachers = _teachers(args.teacher)
+    if args.study_teachers:  # the study layout's teacher of every modality (g2d.workflow.teacher_dir)
+        from .workflow import modalities, teacher_dir
+        teachers = {m: teacher_dir(cfg, m, args.seed) for m in (mods or modalities(cfg))} | teachers
+    m = train_student(cfg, args.method, args.fusion or cfg["model"]["fusion"], args.seed, teachers,
                       args.out, modalities=mods, log=_log)
     key = "acc" if "acc" in m else "r2"
     per = " ".join(f"{k}={m[k]:.3f}" for k in m if k.startswith(f"{key}_"))
@@ -102,17 +116,31 @@ def cmd_train_student(args) -> None:
 
 
 def cmd_summarize(args) -> None:
-    from .analysis.summary import summarize
+    from .analysis.summary import headline_metrics, summarize
     cfg = _cfg(args)
+    if args.study:  # the student runs of the config's study, as the Snakefile lists them
+        from .workflow import study_runs
+        args.metrics = study_runs(cfg)
+    if not args.metrics:
+        raise ConfigError("summarize: give --metrics FILE... or --study")
     df = summarize(args.metrics, args.out)
     _log(f"[g2d] wrote {args.out} ({len(df)} rows from {len(args.metrics)} runs)")
+    if args.metrics_json:
+        headline_metrics(df, args.metrics_json)
+        _log(f"[g2d] wrote {args.metrics_json} (headline metrics, means over seeds)")
 
 
 def cmd_validate(args) -> None:
     cfg = _cfg(args)
-    if args.print:
+    if args.print or args.out:
         import yaml
-        print(yaml.safe_dump(cfg, sort_keys=False))
+        text = yaml.safe_dump(cfg, sort_keys=False)
+        if args.out:  # the resolved config (defaults filled) that `dvc repro` stages read and track
+            from .train.common import write_text_atomic
+            write_text_atomic(args.out, text)
+            _log(f"[g2d] {args.config or '<defaults>'}: valid; resolved config written to {args.out}")
+        if args.print:
+            print(text)
     else:
         _log(f"[g2d] {args.config or '<defaults>'}: valid")
 
@@ -131,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("validate", help="validate a config (and print it with defaults filled)")
     _add_common(s)
     s.add_argument("--print", action="store_true", help="print the validated config with defaults")
+    s.add_argument("--out", default=None, help="also write the validated config with defaults to this file (atomic)")
     s.set_defaults(func=cmd_validate)
 
     s = sub.add_parser("acquire", help="download / generate / check the raw files of the configured dataset")
@@ -162,14 +191,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fusion", default=None, help="fusion module (default model.fusion)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--teacher", action="append", default=[], metavar="MOD=DIR", help="teacher run dir per modality")
+    s.add_argument("--study-teachers", action="store_true",
+                   help="use the study layout's teacher of every modality for --seed (<results>/<dataset>/teachers/<m>/s<seed>); "
+                        "an explicit --teacher wins")
     s.add_argument("--modalities", default=None, help="comma-separated subset of modalities (default all)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_train_student)
 
     s = sub.add_parser("summarize", help="collect run metrics.json files into the long-form summary CSV")
     _add_common(s)
-    s.add_argument("--metrics", nargs="+", required=True, help="metrics.json files of student runs")
+    s.add_argument("--metrics", nargs="+", default=[], help="metrics.json files of student runs")
+    s.add_argument("--study", action="store_true",
+                   help="instead of --metrics: the runs of the config's study (study.methods x fusions x seeds)")
     s.add_argument("--out", required=True)
+    s.add_argument("--metrics-json", default=None, metavar="FILE",
+                   help="also write headline metrics (means over seeds) as JSON, e.g. for `dvc metrics show`")
     s.set_defaults(func=cmd_summarize)
 
     _register_extra(sub)
@@ -202,6 +238,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("g2d: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # disk full, read-only or missing path, permissions: the file and the reason
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"g2d: {where}{exc.strerror or str(exc).splitlines()[0]}", file=sys.stderr)
+        return 2
     _log(f"[g2d] {args.verb} done in {time.perf_counter() - t0:.1f}s")
     return 0
 

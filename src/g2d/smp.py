@@ -131,17 +131,17 @@ def apply_coefficients(encoders: Mapping[str, nn.Module], coeffs: Mapping[str, f
     for m, k in coeffs.items():
         if k == 1.0 and not noise:
             continue
-        for name, p in encoders[m].named_parameters():
-            if p.grad is None or (conv_only and not _is_conv_weight(name, p)):
-                continue
-            if k == 0.0 and not noise:
-                p.grad.zero_()
-                continue
-            if noise:
-                std = p.grad.std().item() if p.grad.numel() > 1 else 0.0
-                p.grad.mul_(k).add_(torch.randn_like(p.grad) * (std + 1e-8))
-            else:
-                p.grad.mul_(k)
+        grads = [p.grad for name, p in encoders[m].named_parameters()
+                 if p.grad is not None and not (conv_only and not _is_conv_weight(name, p))]
+        if not noise:  # one fused call per encoder instead of one per parameter (same values)
+            if grads and k == 0.0:
+                torch._foreach_zero_(grads)
+            elif grads:
+                torch._foreach_mul_(grads, float(k))
+            continue
+        for g in grads:
+            std = g.std().item() if g.numel() > 1 else 0.0
+            g.mul_(k).add_(torch.randn_like(g) * (std + 1e-8))
 
 
 class OGMGE:

@@ -49,11 +49,11 @@ import numpy as np
 
 from ..errors import ConfigError, DataError
 from .download import fetch, link_or_copy, load_manifest, packaged_manifest, verify_files
-from .prepared import write_prepared
+from .prepared import open_memmap_reserved, write_prepared
 from .registry import DatasetSpec, register
 
 __all__ = [
-    "CLASSES", "IMAGENET_MEAN", "IMAGENET_STD", "read_wav", "resample", "tile_to", "log_stft",
+    "CLASSES", "IMAGENET_MEAN", "IMAGENET_STD", "check_wav_complete", "read_wav", "resample", "tile_to", "log_stft",
     "audio_features", "decode_video_frames", "select_frame_indices", "frames_to_array",
     "read_av_audio", "FrameAugment", "authors_split", "speaker_independent_split",
     "SCRATCH", "map_ordered",
@@ -71,14 +71,42 @@ SCRATCH = ".scratch"
 # audio
 
 
+def check_wav_complete(path: str | Path) -> None:
+    """DataError if a RIFF/WAVE file is shorter than its ``data`` chunk says (a truncated copy or
+    download): libsndfile reads such a file without complaint and returns the samples that are
+    there. Other containers are left to the decoder."""
+    import struct
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return
+            pos = 12
+            while pos + 8 <= size:
+                f.seek(pos)
+                cid, n = struct.unpack("<4sI", f.read(8))
+                if cid == b"data":
+                    if n != 0xFFFFFFFF and pos + 8 + n > size:
+                        raise DataError(f"{path}: truncated wav (its header declares {n} bytes of samples, "
+                                        f"the file holds {size - pos - 8})")
+                    return
+                pos += 8 + n + (n & 1)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read audio ({exc.strerror or exc})") from None
+
+
 def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
     """Mono float64 samples in [-1, 1] and the sample rate (channels averaged)."""
     import soundfile as sf
 
+    check_wav_complete(path)
     try:
         x, sr = sf.read(str(path), dtype="float64", always_2d=True)
     except Exception as exc:  # soundfile raises RuntimeError/LibsndfileError subclasses
-        raise DataError(f"{path}: cannot read audio ({exc})") from None
+        raise DataError(f"{path}: cannot read audio ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})") from None
     if x.shape[0] == 0:
         raise DataError(f"{path}: audio file has no samples")
     return x.mean(axis=1), int(sr)
@@ -472,12 +500,12 @@ def prepare(params: dict, raw_dir: str | Path, out_dir: str | Path) -> dict:
         from tqdm import tqdm
 
         for s, cl in split.items():
-            a_arr = np.lib.format.open_memmap(scratch / f"{s}_audio.npy", mode="w+", dtype=p["dtype"],
-                                              shape=(len(cl), 1, n_bins, n_frames))
+            a_arr = open_memmap_reserved(scratch / f"{s}_audio.npy", dtype=p["dtype"],
+                                         shape=(len(cl), 1, n_bins, n_frames))
             mods = {"audio": a_arr}
             if p["num_frames"] > 0:
-                mods["visual"] = np.lib.format.open_memmap(
-                    scratch / f"{s}_visual.npy", mode="w+", dtype=p["dtype"],
+                mods["visual"] = open_memmap_reserved(
+                    scratch / f"{s}_visual.npy", dtype=p["dtype"],
                     shape=(len(cl), p["num_frames"], 3, p["frame_size"], p["frame_size"]))
             jobs = [(raw, c, p) for c in cl]
             results = map_ordered(_clip_features, jobs, int(p["workers"]))

@@ -56,11 +56,14 @@ def prepare(cfg: dict, force: bool = False, log=print) -> Path:
         log(f"[g2d] {out}: stale (params changed); rebuilding")
     acquire(cfg, log=log)
     params = spec.params(d["params"])
-    with atomic_dir(out) as tmp:
-        meta = spec.prepare(params, raw, tmp)
-        if not (tmp / "meta.json").is_file():
-            raise DataError(f"dataset {spec.name}: prepare() wrote no meta.json")
-        meta = json.loads((tmp / "meta.json").read_text())
-        meta["params_hash"] = h
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    try:
+        with atomic_dir(out) as tmp:
+            meta = spec.prepare(params, raw, tmp)
+            if not (tmp / "meta.json").is_file():
+                raise DataError(f"dataset {spec.name}: prepare() wrote no meta.json")
+            meta = json.loads((tmp / "meta.json").read_text())
+            meta["params_hash"] = h
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True, default=str))
+    except OSError as exc:  # disk full, permissions, ...: one line naming the file (temp dir already removed)
+        raise DataError(f"{exc.filename or out}: cannot write the prepared dataset ({exc.strerror or exc})") from None
     return out

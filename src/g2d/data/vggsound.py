@@ -41,7 +41,7 @@ from ..errors import ConfigError, DataError
 from .cremad import (SCRATCH, FrameAugment, audio_features, decode_video_frames, frames_to_array, map_ordered,
                      read_av_audio)
 from .download import gather_files, link_or_copy
-from .prepared import write_prepared
+from .prepared import open_memmap_reserved, write_prepared
 from .registry import DatasetSpec, register
 
 __all__ = ["read_vggsound_csv", "video_path"]
@@ -162,10 +162,10 @@ def prepare(params: dict, raw_dir: str | Path, out_dir: str | Path) -> dict:
     arrays, labels, ids = {}, {}, {}
     try:
         for s, keys in split.items():
-            a_arr = np.lib.format.open_memmap(scratch / f"{s}_audio.npy", mode="w+", dtype=p["dtype"],
-                                              shape=(len(keys), 1, n_bins, n_frames))
-            v_arr = np.lib.format.open_memmap(scratch / f"{s}_visual.npy", mode="w+", dtype=p["dtype"],
-                                              shape=(len(keys), p["num_frames"], 3, p["frame_size"], p["frame_size"]))
+            a_arr = open_memmap_reserved(scratch / f"{s}_audio.npy", dtype=p["dtype"],
+                                         shape=(len(keys), 1, n_bins, n_frames))
+            v_arr = open_memmap_reserved(scratch / f"{s}_visual.npy", dtype=p["dtype"],
+                                         shape=(len(keys), p["num_frames"], 3, p["frame_size"], p["frame_size"]))
             jobs = [(keyed[k][1], p) for k in keys]
             for i, (a, v) in enumerate(tqdm(map_ordered(_clip, jobs, int(p["workers"])), total=len(jobs),
                                             desc=f"vggsound {s}", leave=False, disable=not p.get("progress", True))):

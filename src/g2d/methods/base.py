@@ -138,13 +138,38 @@ class Method:
     def on_epoch_start(self, epoch: int) -> None:
         """Called before each epoch (methods keep no state across epochs, so resume is exact)."""
 
+    #: skip the backward pass of encoders whose gradient SMP sets to exactly 0 (see :meth:`frozen_modalities`)
+    skip_suppressed_backward: ClassVar[bool] = True
+
+    def frozen_modalities(self, epoch: int, batch: Batch) -> list[str]:
+        """Modalities whose whole encoder gradient this step is scaled by exactly 0 (SMP's prioritized
+        phase with complete suppression, ``conv_only`` off, no gradient noise, and the base
+        coefficients). Known before the forward pass from the teacher confidences, so the step can
+        run those encoders without autograd and give them zero gradients: the optimizer update is
+        identical (momentum and weight decay still see a zero gradient), the encoder's backward pass
+        and saved activations are skipped."""
+        if (not self.skip_suppressed_backward or self.scheduler is None or self.conv_only or batch.teacher_conf is None
+                or type(self).coefficients is not Method.coefficients or self.grad_noise(epoch)):
+            return []
+        return [m for m, k in self.scheduler.coefficients(epoch, batch.teacher_conf).items() if k == 0.0]
+
     def training_step(self, model: nn.Module, batch: Batch, stepper: Stepper, epoch: int) -> dict[str, float]:
-        with stepper.autocast():
-            out = model(batch.x)
-            lo = self.loss_fn(out.logits.float(), batch.y, {m: h.float() for m, h in out.features.items()},
-                              batch.teacher_features, batch.teacher_logits)
+        frozen = [p for m in self.frozen_modalities(epoch, batch) for p in model.encoders[m].parameters()
+                  if p.requires_grad]
+        for p in frozen:
+            p.requires_grad_(False)
+        try:
+            with stepper.autocast():
+                out = model(batch.x)
+                lo = self.loss_fn(out.logits.float(), batch.y, {m: h.float() for m, h in out.features.items()},
+                                  batch.teacher_features, batch.teacher_logits)
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
         check_finite(lo.total, epoch, self.name)
         stepper.backward(lo.total)
+        for p in frozen:  # the gradient the coefficient k = 0 would have left
+            p.grad = torch.zeros_like(p)
         logs = lo.as_floats()
         coeffs = self.coefficients(epoch, batch, out)
         noise = self.grad_noise(epoch)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from ..data.prepared import PreparedDataset
+from ..data.prepared import PreparedBatch, PreparedDataset, remove_stale_temps, temp_tag
 from ..errors import DataError, G2DError
 
 __all__ = ["seed_everything", "epoch_seed", "resolve_device", "make_loader", "atomic_save", "safe_load",
@@ -68,6 +68,8 @@ class EpochSampler(Sampler[int]):
 
 
 def _collate(items):
+    if isinstance(items, PreparedBatch):  # PreparedDataset.__getitems__ already built the batch
+        return tuple(items)
     idx = torch.tensor([it[0] for it in items], dtype=torch.long)
     mods = items[0][1].keys()
     x = {m: torch.stack([it[1][m] for it in items]) for m in mods}
@@ -107,16 +109,41 @@ def atomic_save(obj: Any, path: str | Path) -> None:
     """torch.save to a temp file in the same directory, fsync, then rename (never half-written)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    remove_stale_temps(path.parent, f".{path.name}.tmp-")  # left by a killed earlier run
+    tmp = path.with_name(f".{path.name}.tmp-{temp_tag()}")
     try:
         with open(tmp, "wb") as f:
-            torch.save(obj, f)
+            w = _WriteErrors(f)
+            try:
+                torch.save(obj, w)
+            except RuntimeError:
+                if w.error is None:
+                    raise
+                raise w.error from None  # torch's zip writer reports a failed write as a bad position
             f.flush()
             os.fsync(f.fileno())
         tmp.replace(path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise G2DError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+class _WriteErrors:
+    """File wrapper remembering the first OSError of ``write`` (e.g. ENOSPC), which torch.save's
+    C++ writer would otherwise turn into an opaque ``unexpected pos`` RuntimeError."""
+
+    def __init__(self, f):
+        self.f, self.error = f, None
+
+    def write(self, b):
+        try:
+            return self.f.write(b)
+        except OSError as exc:
+            self.error = self.error or exc
+            raise
+
+    def flush(self):
+        return self.f.flush()
 
 
 def safe_load(path: str | Path, schema: str) -> dict:
@@ -138,7 +165,8 @@ def safe_load(path: str | Path, schema: str) -> dict:
 def write_text_atomic(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    remove_stale_temps(path.parent, f".{path.name}.tmp-")
+    tmp = path.with_name(f".{path.name}.tmp-{temp_tag()}")
     try:
         tmp.write_text(text)
         tmp.replace(path)

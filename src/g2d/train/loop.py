@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
+from ..data.prepared import remove_stale_temps
 from .common import CKPT_VERSION, atomic_save, epoch_seed, safe_load, write_history
 from ..errors import DataError
 
@@ -48,6 +49,8 @@ def fit(*, model: torch.nn.Module, optimizer: torch.optim.Optimizer, lr_schedule
     out_dir = Path(out_dir)
     ck_dir = out_dir / "ckpt"
     last_p, best_p = ck_dir / "last.pt", ck_dir / "best.pt"
+    for p in (last_p, best_p):  # temp files of a run killed mid-write (never read; see atomic_save)
+        remove_stale_temps(ck_dir, f".{p.name}.tmp-")
     history: list[dict] = []
     best_epoch, best_value, start, stopped, resumed = -1, None, 0, False, None
     if last_p.exists():

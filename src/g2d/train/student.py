@@ -27,22 +27,25 @@ from .. import metrics as M
 from ..config import RUN_HASH_EXCLUDE, config_hash, dataset_dirs
 from ..data.prepared import read_meta
 from ..data.registry import get_dataset
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, G2DError
 from ..methods import Batch, Stepper, get_method
 from ..models.nets import build_student, num_outputs
 from ..smp import confidences
 from .common import apply_threads, autocast_factory, move_batch, resolve_device, safe_load, seed_everything, write_json
 from .evaluate import collect_multimodal, task_metrics
 from .loop import fit, load_best_weights
-from .teacher import _loaders, _target_scale, cache_teacher, data_hash, load_teacher, make_optimizer
+from .teacher import (_loaders, _target_scale, cache_is_fresh, cache_teacher, data_hash, load_teacher,
+                      make_optimizer, teacher_file_hash)
 
-__all__ = ["train_student", "TeacherOutputs", "resolve_modalities", "student_hash"]
+__all__ = ["train_student", "student_step", "TeacherOutputs", "resolve_modalities", "student_hash"]
 
 STUDENT_KEYS = ("dataset.name", "dataset.params", "dataset.augment", "model", "train", "g2d", "ogm", "methods")
 
 
 def resolve_modalities(cfg: dict, meta: dict, modalities=None) -> list[str]:
-    mods = list(modalities or cfg["dataset"]["modalities"] or meta["modalities"])
+    # default order: the dataset's declared modality order (meta.json keys are sorted)
+    declared = [m for m in get_dataset(meta["dataset"]).modalities if m in meta["modalities"]] if meta.get("dataset") else []
+    mods = list(modalities or cfg["dataset"]["modalities"] or declared or meta["modalities"])
     for m in mods:
         if m not in meta["modalities"]:
             raise ConfigError(f"key 'dataset.modalities': '{m}' not in dataset {meta['dataset']} (has {', '.join(meta['modalities'])})")
@@ -73,6 +76,7 @@ class TeacherOutputs:
             for m in modalities:
                 tdir = Path(teachers[m])
                 ck = safe_load(tdir / "teacher.pt", "g2d.teacher")
+                fh = teacher_file_hash(tdir / "teacher.pt")
                 cpath = tdir / "cache.pt"
                 _, prepared = dataset_dirs(cfg)
                 dh = data_hash(prepared)
@@ -80,7 +84,7 @@ class TeacherOutputs:
                 if cpath.exists():
                     try:
                         c = safe_load(cpath, "g2d.teacher_cache")
-                        fresh = c["teacher_hash"] == ck["config_hash"] and c["data_hash"] == dh
+                        fresh = cache_is_fresh(c, ck, fh, dh)
                     except DataError:
                         fresh = False
                 if not fresh:
@@ -105,6 +109,37 @@ class TeacherOutputs:
                 z, h = model(x[m])
                 logits[m], feats[m] = z.float(), h.float()
         return logits, feats
+
+
+def student_step(model, meth, stepper: Stepper, tout: "TeacherOutputs | None", idx, x, y, epoch: int, *,
+                 task: str, device, channels_last: bool = False, sums: dict | None = None):
+    """One training step of the student exactly as :func:`train_student` runs it (``g2d bench``
+    times this same function): move the batch, look up (cached) or compute (online) the teacher
+    outputs and their confidences, run the method's step, add the batch-size-weighted logs to
+    ``sums``. Returns the number of correct predictions as a 0-d tensor left on the device (no
+    per-step host sync), or None for regression."""
+    xb = move_batch(x, device, channels_last)
+    y = y.to(device)
+    b = Batch(idx=idx, x=xb, y=y)
+    if tout is not None and meth.needs_teacher_outputs:
+        b.teacher_logits, b.teacher_features = tout.get("train", idx, xb)
+        b.teacher_conf = confidences(b.teacher_logits, y, task)
+    logs = meth.training_step(model, b, stepper, epoch)
+    out = logs.pop("_out")
+    if sums is not None:
+        bs = len(y)
+        for k, v in logs.items():
+            sums[k] += v * bs
+        if b.teacher_conf:
+            for m, v in b.teacher_conf.items():
+                sums[f"tconf_{m}"] += v * bs
+            if meth.scheduler is not None:
+                pr = meth.scheduler.prioritized(epoch, b.teacher_conf)
+                for m in meth.modalities:
+                    sums[f"prio_{m}"] += float(pr == m) * bs
+    if task == "classification":
+        return (out.logits.argmax(1) == y).sum()
+    return None
 
 
 def _teacher_metrics(teachers: Mapping[str, str | Path]) -> dict[str, dict]:
@@ -162,32 +197,16 @@ def train_student(cfg: dict, method: str, fusion: str, seed: int, teachers: Mapp
         meth.on_epoch_start(epoch)
         loaders["train"].sampler.set_epoch(epoch)
         sums: dict[str, float] = defaultdict(float)
-        n, correct = 0, 0
+        n, correct = 0, None
         for idx, x, y in loaders["train"]:
-            xb = move_batch(x, device, cl)
-            y = y.to(device)
-            b = Batch(idx=idx, x=xb, y=y)
-            if tout is not None and meth.needs_teacher_outputs:
-                b.teacher_logits, b.teacher_features = tout.get("train", idx, xb)
-                b.teacher_conf = confidences(b.teacher_logits, y, task)
-            logs = meth.training_step(model, b, stepper, epoch)
-            out = logs.pop("_out")
-            bs = len(y)
-            for k, v in logs.items():
-                sums[k] += v * bs
-            if b.teacher_conf:
-                for m, v in b.teacher_conf.items():
-                    sums[f"tconf_{m}"] += v * bs
-                if meth.scheduler is not None:
-                    pr = meth.scheduler.prioritized(epoch, b.teacher_conf)
-                    for m in mods:
-                        sums[f"prio_{m}"] += float(pr == m) * bs
-            if task == "classification":
-                correct += int((out.logits.argmax(1) == y).sum())
-            n += bs
+            c = student_step(model, meth, stepper, tout, idx, x, y, epoch, task=task, device=device,
+                             channels_last=cl, sums=sums)
+            if c is not None:
+                correct = c if correct is None else correct + c
+            n += len(y)
         res = {k: v / max(n, 1) for k, v in sums.items()}
         if task == "classification":
-            res["acc"] = correct / max(n, 1)
+            res["acc"] = (int(correct) if correct is not None else 0) / max(n, 1)
         return res
 
     def evaluate_split(split: str, prefix: str) -> tuple[dict, dict]:
@@ -250,5 +269,9 @@ def _save_embeddings(path: Path, r: dict, mods, limit: int = 1000) -> None:
     arrays = {f"features_{m}": r["features"][m][sel].numpy().astype(np.float32) for m in mods}
     arrays["labels"] = r["y"][sel].numpy()
     tmp = path.with_name(f".{path.name}.tmp.npz")
-    np.savez_compressed(tmp, **arrays)
-    tmp.replace(path)
+    try:
+        np.savez_compressed(tmp, **arrays)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise G2DError(f"{path}: cannot write ({exc.strerror or exc})") from None

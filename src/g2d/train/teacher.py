@@ -26,7 +26,8 @@ from .common import (CKPT_VERSION, apply_threads, atomic_save, autocast_factory,
 from .evaluate import collect_unimodal, task_metrics
 from .loop import fit, load_best_weights
 
-__all__ = ["train_teacher", "cache_teacher", "load_teacher", "teacher_hash", "data_hash", "make_optimizer"]
+__all__ = ["train_teacher", "cache_teacher", "load_teacher", "teacher_hash", "teacher_file_hash", "cache_is_fresh",
+           "data_hash", "make_optimizer"]
 
 # Config keys that determine a teacher (changing anything else must not retrain/recache it).
 TEACHER_KEYS = ("dataset.name", "dataset.params", "dataset.augment", "model.encoders", "train", "teacher")
@@ -34,6 +35,27 @@ TEACHER_KEYS = ("dataset.name", "dataset.params", "dataset.augment", "model.enco
 
 def teacher_hash(cfg: dict, modality: str, seed: int) -> str:
     return config_hash({"keys": config_hash(cfg, TEACHER_KEYS, RUN_HASH_EXCLUDE), "modality": modality, "seed": seed})
+
+
+def teacher_file_hash(path: str | Path) -> str:
+    """SHA-256 (16 hex digits) of a ``teacher.pt``: the identity of the weights. The config hash
+    alone does not change when a teacher is retrained or extended (``teacher.epochs`` is not part
+    of it), so caches and students record this too."""
+    import hashlib
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for blk in iter(lambda: f.read(1 << 20), b""):
+                h.update(blk)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    return h.hexdigest()[:16]
+
+
+def cache_is_fresh(cache: dict, teacher_ck: dict, teacher_file: str, data: str) -> bool:
+    """A teacher-output cache may be reused only if made by this very teacher file on this data."""
+    return (cache.get("teacher_hash") == teacher_ck.get("config_hash") and cache.get("teacher_file") == teacher_file
+            and cache.get("data_hash") == data)
 
 
 def data_hash(prepared_dir: Path) -> str:
@@ -163,12 +185,13 @@ def cache_teacher(cfg: dict, teacher_dir: str | Path, modality: str, out: str | 
     out = Path(out) if out else teacher_dir / "cache.pt"
     device = resolve_device(cfg)
     model, ck = load_teacher(cfg, teacher_dir, modality, device)
+    fh = teacher_file_hash(teacher_dir / "teacher.pt")
     _, prepared = dataset_dirs(cfg)
     dh = data_hash(prepared)
     if out.exists():
         try:
             old = safe_load(out, "g2d.teacher_cache")
-            if old["teacher_hash"] == ck["config_hash"] and old["data_hash"] == dh:
+            if cache_is_fresh(old, ck, fh, dh):
                 log(f"[g2d] {out}: up to date")
                 return out
             log(f"[g2d] {out}: stale (teacher or data changed); rebuilding")
@@ -176,7 +199,7 @@ def cache_teacher(cfg: dict, teacher_dir: str | Path, modality: str, out: str | 
             log(f"[g2d] {exc}; rebuilding")
     autocast = autocast_factory(cfg, device)
     payload = {"schema": "g2d.teacher_cache", "version": CKPT_VERSION, "teacher_hash": ck["config_hash"],
-               "data_hash": dh, "modality": modality}
+               "teacher_file": fh, "data_hash": dh, "modality": modality}
     for split in ("train", "val", "test"):
         ds = PreparedDataset(prepared, split, [modality])
         loader = make_loader(ds, 256, False, 0, cfg["dataset"]["num_workers"], device.type == "cuda")
