@@ -262,3 +262,26 @@ def test_real_subprocess_prints_exactly_one_line(tmp_path):
     assert r.returncode == 2
     assert r.stderr == "g2d: <config>: key 'train.lr' must be a finite number, got nan\n"
     assert r.stdout == ""
+
+
+def test_fsdd_reader_rejects_truncated_and_empty_wavs(tmp_path):
+    """The FSDD/avdigits wav reader: a truncated copy and a zero-length file are one-line DataErrors."""
+    import numpy as np
+    import soundfile as sf
+
+    from g2d.data.avmnist_fsdd import read_wav
+    from g2d.errors import DataError
+
+    good = tmp_path / "0_theo_1.wav"
+    sf.write(good, (np.sin(np.arange(8000) / 5) * 0.3).astype(np.float32), 8000, subtype="PCM_16")
+    assert read_wav(good, 8000).shape == (8000,)
+    cut = tmp_path / "0_theo_2.wav"
+    cut.write_bytes(good.read_bytes()[: 44 + 4000])
+    with pytest.raises(DataError, match="0_theo_2.wav: truncated"):
+        read_wav(cut, 8000)
+    empty = tmp_path / "0_theo_3.wav"
+    sf.write(empty, np.zeros(0, np.float32), 8000, subtype="PCM_16")
+    with pytest.raises(DataError, match="0_theo_3.wav: zero-length audio"):
+        read_wav(empty, 8000)
+    with pytest.raises(DataError, match="sample rate 8000 Hz, expected 16000"):
+        read_wav(good, 16000)

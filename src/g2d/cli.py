@@ -109,7 +109,7 @@ def cmd_train_student(args) -> None:
         from .workflow import modalities, teacher_dir
         teachers = {m: teacher_dir(cfg, m, args.seed) for m in (mods or modalities(cfg))} | teachers
     m = train_student(cfg, args.method, args.fusion or cfg["model"]["fusion"], args.seed, teachers,
-                      args.out, modalities=mods, log=_log)
+                      args.out, modalities=mods, log=_log, variant=args.variant)
     key = "acc" if "acc" in m else "r2"
     per = " ".join(f"{k}={m[k]:.3f}" for k in m if k.startswith(f"{key}_"))
     _log(f"[g2d] {args.method}/{m['fusion']} seed {args.seed}: test {key} {m[key]:.4f} {per} (val {m['val_' + key]:.4f})")
@@ -195,6 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use the study layout's teacher of every modality for --seed (<results>/<dataset>/teachers/<m>/s<seed>); "
                         "an explicit --teacher wins")
     s.add_argument("--modalities", default=None, help="comma-separated subset of modalities (default all)")
+    s.add_argument("--variant", default="main", help="name of the override set this run belongs to (recorded in metrics.json)")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_train_student)
 

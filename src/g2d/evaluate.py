@@ -87,7 +87,8 @@ def load_run(cfg: dict, run_dir: str | Path, teachers: Mapping[str, str | Path] 
     teachers = dict(teachers or {})
     meth = get_method(rm["method"])(cfg, mods, spec.task, {})
     have_all = all(m in teachers for m in mods)
-    thashes = {m: safe_load(Path(teachers[m]) / "teacher.pt", "g2d.teacher")["config_hash"] for m in mods} if have_all else {}
+    from .train.teacher import teacher_file_hash
+    thashes = {m: teacher_file_hash(Path(teachers[m]) / "teacher.pt") for m in mods} if have_all else {}
     h = student_hash(cfg, rm["method"], rm["fusion"], int(rm["seed"]), mods, thashes,
                      meth.scheduler.schedule if meth.scheduler else None)
     device = device or resolve_device(cfg)

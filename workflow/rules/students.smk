@@ -31,5 +31,5 @@ rule train_student:
         gpu=RES_TRAIN["gpu"],
     shell:
         "g2d train-student -c {params.cfg} --set train.threads={threads} {params.overrides} --method {wildcards.method}"
-        " --fusion {wildcards.fusion} --seed {wildcards.seed} --modalities {params.mods} {params.teachers}"
+        " --fusion {wildcards.fusion} --variant {wildcards.variant} --seed {wildcards.seed} --modalities {params.mods} {params.teachers}"
         " --out {params.out} > {log} 2>&1"

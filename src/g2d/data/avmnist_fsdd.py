@@ -308,12 +308,17 @@ def read_wav(path: Path, rate: int | None = None) -> np.ndarray:
     """Mono float32 samples in [-1, 1]; checks the sample rate when ``rate`` is given."""
     import soundfile as sf
 
+    from .cremad import check_wav_complete
+
+    check_wav_complete(path)  # libsndfile silently returns the samples a truncated copy still has
     try:
         x, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (RuntimeError, OSError) as exc:  # soundfile.LibsndfileError is a RuntimeError
         raise DataError(f"{path}: cannot read wav ({exc})") from None
     if rate is not None and sr != rate:
         raise DataError(f"{path}: sample rate {sr} Hz, expected {rate} Hz")
+    if x.shape[0] == 0:
+        raise DataError(f"{path}: zero-length audio")
     return x.mean(axis=1)
 
 

@@ -155,7 +155,7 @@ def _teacher_metrics(teachers: Mapping[str, str | Path]) -> dict[str, dict]:
 
 
 def train_student(cfg: dict, method: str, fusion: str, seed: int, teachers: Mapping[str, str | Path] | None,
-                  out_dir: str | Path, modalities=None, log=print) -> dict:
+                  out_dir: str | Path, modalities=None, log=print, variant: str = "main") -> dict:
     out_dir = Path(out_dir)
     apply_threads(cfg)
     spec = get_dataset(cfg["dataset"]["name"])
@@ -180,7 +180,8 @@ def train_student(cfg: dict, method: str, fusion: str, seed: int, teachers: Mapp
     if mode == "auto":
         mode = "online" if augment else "cached"
     tout = TeacherOutputs.build(cfg, teachers, mods, device, mode, log) if not missing else None
-    thashes = {m: safe_load(Path(teachers[m]) / "teacher.pt", "g2d.teacher")["config_hash"] for m in mods} if tout else {}
+    # the teachers' weights (file hashes), so a retrained teacher never resumes an old student checkpoint
+    thashes = {m: teacher_file_hash(Path(teachers[m]) / "teacher.pt") for m in mods} if tout else {}
 
     seed_everything(seed)
     model = build_student(cfg, spec, meta, mods, fusion).to(device)
@@ -239,7 +240,7 @@ def train_student(cfg: dict, method: str, fusion: str, seed: int, teachers: Mapp
     best_epoch = load_best_weights(model, out_dir, h)
     val, _ = evaluate_split("val", "val_")
     test, r = evaluate_split("test", "")
-    metrics = {"dataset": spec.name, "method": method, "fusion": fusion, "seed": seed,
+    metrics = {"dataset": spec.name, "method": method, "fusion": fusion, "seed": seed, "variant": variant,
                "modalities": mods, "teacher_outputs": mode if tout else "none",
                "best_epoch": best_epoch, "epochs_trained": len(res.history),
                "train_time_s": round(time.perf_counter() - t0, 2), **val, **test}
