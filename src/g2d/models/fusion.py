@@ -68,6 +68,7 @@ class LateFusion(Fusion):
     """
 
     min_modalities = 1
+    reduce = "mean"
 
     def __init__(self, in_dims: list[int], num_outputs: int, hidden: int = 128) -> None:
         super().__init__(in_dims, num_outputs)
@@ -76,26 +77,18 @@ class LateFusion(Fusion):
     def forward(self, feats: list[Tensor]) -> FusionOutput:
         self._check(feats)
         per = [head(h) for head, h in zip(self.heads, feats)]
-        return torch.stack(per).mean(dim=0), per
+        stacked = torch.stack(per)
+        return (stacked.mean(dim=0) if self.reduce == "mean" else stacked.sum(dim=0)), per
 
 
-class SumFusion(Fusion):
+class SumFusion(LateFusion):
     """OGM-GE ``SumFusion``: one linear head per modality, logits = their sum.
 
     OGM-GE defines it for two modalities (``fc_x(x) + fc_y(y)``); the sum extends to any M ≥ 1.
-    Per-modality logits = each head's output.
+    Per-modality logits = each head's output (the late-fusion heads, summed instead of averaged).
     """
 
-    min_modalities = 1
-
-    def __init__(self, in_dims: list[int], num_outputs: int, hidden: int = 128) -> None:
-        super().__init__(in_dims, num_outputs)
-        self.heads = nn.ModuleList(nn.Linear(d, self.num_outputs) for d in self.in_dims)
-
-    def forward(self, feats: list[Tensor]) -> FusionOutput:
-        self._check(feats)
-        per = [head(h) for head, h in zip(self.heads, feats)]
-        return torch.stack(per).sum(dim=0), per
+    reduce = "sum"
 
 
 class ConcatFusion(Fusion):
