@@ -351,6 +351,7 @@ TINY = {
     "study": {"methods": ["joint", "g2d"], "fusions": ["late"], "seeds": [0]},
     "resources": {"train": {"threads": 1}},
     "tables": {
+        "targets": [1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12],
         "table1": {"methods": ["joint", "g2d", "mslr", "mla"]},
         "table2": {"methods": ["joint", "g2d"], "modsets": ["audio+text", "all"]},
         "table3": {"methods": ["joint", "g2d"]},
