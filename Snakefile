@@ -27,6 +27,7 @@ include: "workflow/rules/bench.smk"
 rule all:
     input:
         f"{R}/summary.csv",
+        W.study_teachers(config),
         REPORT_TARGETS,
         TABLE_TARGETS,
     default_target: True

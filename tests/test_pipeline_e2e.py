@@ -81,8 +81,10 @@ def test_pipeline_contract_rerun_and_resume(tmp_path):
     (tmp_path / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     target = "results/avdigits/runs/main/all/umt/late/s0/metrics.json"
     log = tmp_path / "logs/avdigits/runs/main/all/umt_late_s0.log"
+    # the repo's default profile (rerun-incomplete) applies automatically when run from the repo root;
+    # with --directory elsewhere it is named explicitly
     cmd = [SNAKEMAKE, target, "--cores", "2", "-s", str(REPO / "Snakefile"), "--directory", str(tmp_path),
-           "--configfile", str(tmp_path / "cfg.yaml")]
+           "--configfile", str(tmp_path / "cfg.yaml"), "--profile", str(REPO / "workflow/profiles/default")]
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     deadline = time.time() + 300
     while time.time() < deadline:

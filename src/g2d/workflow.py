@@ -19,7 +19,7 @@ from .config import RUN_HASH_EXCLUDE, config_hash, dataset_dirs, validate_config
 from .data.registry import get_dataset
 
 __all__ = ["write_config", "results", "prepared_meta", "teacher_dir", "run_dir", "modalities", "modset_modalities",
-           "study_runs", "variant_overrides", "step_key", "rule_resources", "student_targets", "dataset_config",
+           "study_runs", "study_teachers", "variant_overrides", "step_key", "rule_resources", "student_targets", "dataset_config",
            "dataset_config_file", "extra_prepared_dirs", "extra_prepared_regex", "dataset_of_prepared"]
 
 MAIN = "main"
@@ -167,6 +167,13 @@ def student_targets(config: dict, methods=None, fusions=None, seeds=None, modset
     st = config["study"]
     return [f"{run_dir(config, m, f, s, modset, variant)}/{name}"
             for m in (methods or st["methods"]) for f in (fusions or st["fusions"]) for s in (seeds or st["seeds"])]
+
+
+def study_teachers(config: dict) -> list[str]:
+    """The study's teacher checkpoints. `rule all` lists them so that deleting one makes
+    `snakemake all` retrain that teacher and rerun exactly what depends on it (Snakemake does
+    not regenerate a missing intermediate file whose consumers are up to date)."""
+    return [f"{teacher_dir(config, m, s)}/teacher.pt" for m in modalities(config) for s in config["study"]["seeds"]]
 
 
 def study_runs(config: dict) -> list[str]:
