@@ -201,8 +201,11 @@ def variant_overrides(config: dict, variant: str) -> list[str]:
 
 def step_key(config: dict, step: str, **wc) -> str:
     """Hash of the config keys that determine a step: a Snakemake ``params`` so a change reruns it."""
+    if step == "prepare":  # the same definition `g2d prepare` uses to decide whether to rebuild
+        from .data.pipeline import prepared_hash
+        blob = prepared_hash(config) + repr(sorted(wc.items()))
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
     keys = {
-        "prepare": ("dataset.name", "dataset.params"),
         "teacher": ("dataset.name", "dataset.params", "dataset.augment", "model.encoders", "train", "teacher"),
         "student": ("dataset.name", "dataset.params", "dataset.augment", "model", "train", "teacher", "g2d", "ogm",
                     "methods"),

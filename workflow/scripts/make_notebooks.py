@@ -203,47 +203,42 @@ gaps.round(4)
 """)
 
 
-def fig5():
+def _joint_vs_g2d_nb(name: str, title: str, intro: str, function: str):
+    """A figure notebook comparing joint training with G2D over epochs via ``F.<function>``."""
     return _figure_nb(
-        "fig5_alignment", "Fig. 5 — Feature alignment with the teachers",
-        """
-Mean cosine similarity between the student's features $h_m^S$ and the unimodal teacher's features
-$h_m^T$ of the same validation samples, per modality and epoch, joint vs G2D (mean ± std over
-seeds). G2D's feature loss pulls every encoder toward its teacher; joint training does not.
-""",
+        name, title, intro,
         f"""
 results = "results"
 figures_dir = "results/figures"
 methods = ["joint", "g2d"]
 {COMMON_PARAMS}
 """,
-        """
-paths, numbers = F.figure_alignment(results, figures_dir, dataset, methods, fusion, variant)
+        f"""
+paths, numbers = F.{function}(results, figures_dir, dataset, methods, fusion, variant)
 F.show(paths)
 numbers
 """)
 
 
+def fig5():
+    return _joint_vs_g2d_nb(
+        "fig5_alignment", "Fig. 5 — Feature alignment with the teachers",
+        """
+Mean cosine similarity between the student's features $h_m^S$ and the unimodal teacher's features
+$h_m^T$ of the same validation samples, per modality and epoch, joint vs G2D (mean ± std over
+seeds). G2D's feature loss pulls every encoder toward its teacher; joint training does not.
+""", "figure_alignment")
+
+
 def fig6():
-    return _figure_nb(
+    return _joint_vs_g2d_nb(
         "fig6_confidence_ratio", "Fig. 6 — Confidence ratio of the weaker modality",
         """
 Confidence ratio = the student's per-modality confidence on the true class divided by the
 teacher's confidence on the same validation samples, for the **weaker** modality — the one whose
 unimodal teacher has the lower mean test accuracy over seeds — joint vs G2D over epochs. A ratio
 near 1 means the student's branch for that modality is as confident as a model trained on it alone.
-""",
-        f"""
-results = "results"
-figures_dir = "results/figures"
-methods = ["joint", "g2d"]
-{COMMON_PARAMS}
-""",
-        """
-paths, numbers = F.figure_confidence_ratio(results, figures_dir, dataset, methods, fusion, variant)
-F.show(paths)
-numbers
-""")
+""", "figure_confidence_ratio")
 
 
 def tables():

@@ -64,22 +64,26 @@ def student_hash(cfg: dict, method: str, fusion: str, seed: int, modalities, tea
 class TeacherOutputs:
     """Teacher logits/features for a batch, from caches (by sample index) or from online forwards."""
 
-    def __init__(self, mode: str, device, caches: dict | None = None, models: dict | None = None):
+    def __init__(self, mode: str, device, caches: dict | None = None, models: dict | None = None,
+                 teacher_hashes: dict | None = None):
         self.mode, self.device = mode, device
         self.caches = caches or {}
         self.models = models or {}
+        #: {modality: SHA-256 of teacher.pt} — the weights' identity, keys student checkpoints
+        self.teacher_hashes = teacher_hashes or {}
 
     @classmethod
     def build(cls, cfg: dict, teachers: Mapping[str, str | Path], modalities, device, mode: str, log=print):
+        hashes = {m: teacher_file_hash(Path(teachers[m]) / "teacher.pt") for m in modalities}
         if mode == "cached":
             caches = {}
+            _, prepared = dataset_dirs(cfg)
+            dh = data_hash(prepared)
             for m in modalities:
                 tdir = Path(teachers[m])
                 ck = safe_load(tdir / "teacher.pt", "g2d.teacher")
-                fh = teacher_file_hash(tdir / "teacher.pt")
+                fh = hashes[m]
                 cpath = tdir / "cache.pt"
-                _, prepared = dataset_dirs(cfg)
-                dh = data_hash(prepared)
                 fresh = False
                 if cpath.exists():
                     try:
@@ -92,9 +96,9 @@ class TeacherOutputs:
                     cache_teacher(cfg, tdir, m, cpath, log=log)
                     c = safe_load(cpath, "g2d.teacher_cache")
                 caches[m] = {k: v.to(device) for k, v in c.items() if isinstance(v, torch.Tensor)}
-            return cls("cached", device, caches=caches)
+            return cls("cached", device, caches=caches, teacher_hashes=hashes)
         models = {m: load_teacher(cfg, teachers[m], m, device)[0] for m in modalities}
-        return cls("online", device, models=models)
+        return cls("online", device, models=models, teacher_hashes=hashes)
 
     @torch.no_grad()
     def get(self, split: str, idx: torch.Tensor, x: Mapping[str, torch.Tensor]):
@@ -181,7 +185,7 @@ def train_student(cfg: dict, method: str, fusion: str, seed: int, teachers: Mapp
         mode = "online" if augment else "cached"
     tout = TeacherOutputs.build(cfg, teachers, mods, device, mode, log) if not missing else None
     # the teachers' weights (file hashes), so a retrained teacher never resumes an old student checkpoint
-    thashes = {m: teacher_file_hash(Path(teachers[m]) / "teacher.pt") for m in mods} if tout else {}
+    thashes = tout.teacher_hashes if tout else {}
 
     seed_everything(seed)
     model = build_student(cfg, spec, meta, mods, fusion).to(device)
